@@ -1,0 +1,53 @@
+"""Shared fixtures. AIRFLOW_HOME points at a throwaway folder before anything imports Airflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="bluecore-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(_AIRFLOW_HOME) / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+os.environ.pop("AIRFLOW_CONN_BLUECORE_DEFAULT", None)
+
+from tests.stub_server import StubBluecore  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("ARTIFACTS", REPO / "test-artifacts"))
+
+
+@pytest.fixture
+def bluecore_server() -> Iterator[StubBluecore]:
+    """A real HTTP server on 127.0.0.1 standing in for Bluecore, recording what it receives."""
+    with StubBluecore() as server:
+        yield server
+
+
+def conn_json(host: str, namespace: str = "bluestore", **extra: object) -> str:
+    """The JSON form of a `bluecore` connection, as users put it in AIRFLOW_CONN_* variables."""
+    return json.dumps({"conn_type": "bluecore", "login": namespace, "host": host, "extra": extra})
+
+
+@pytest.fixture
+def bluecore_conn(bluecore_server: StubBluecore, monkeypatch: pytest.MonkeyPatch) -> StubBluecore:
+    """`bluecore_default` pointing at the stub server (namespace `bluestore`, fast retries)."""
+    monkeypatch.setenv("AIRFLOW_CONN_BLUECORE_DEFAULT", conn_json(bluecore_server.url, max_retries=3))
+    return bluecore_server
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated Airflow metadata DB in the throwaway AIRFLOW_HOME (for dag.test() and the CLI)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
+    )
+    return _AIRFLOW_HOME
