@@ -363,9 +363,7 @@ def prepare_event(event: Any, defaults: EventDefaults) -> PreparedEvent:
     if not problems:
         body = _dumps(clean)
         if len(body) > defaults.max_event_bytes:
-            problems.append(
-                Problem("event", f"is {len(body)} bytes once serialised; the limit is {defaults.max_event_bytes}")
-            )
+            problems.append(Problem("event", f"is {len(body)} bytes once serialised; the limit is {defaults.max_event_bytes}"))
         else:
             props = clean["properties"]
             return PreparedEvent(clean["event"], props["distinct_id"], body)

@@ -47,7 +47,5 @@ def bluecore_conn(bluecore_server: StubBluecore, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """A migrated Airflow metadata DB in the throwaway AIRFLOW_HOME (for dag.test() and the CLI)."""
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
-    )
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return _AIRFLOW_HOME

@@ -54,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default stderr access log
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _handle(self) -> None:
