@@ -49,3 +49,12 @@ def airflow_db() -> str:
     """A migrated Airflow metadata DB in the throwaway AIRFLOW_HOME (for dag.test() and the CLI)."""
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL 15 server on 127.0.0.1 (throwaway cluster), as ``postgresql://postgres@127.0.0.1:PORT/postgres``."""
+    from tests.postgres import postgres_cluster
+
+    with postgres_cluster() as url:
+        yield url
