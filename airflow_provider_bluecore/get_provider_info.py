@@ -1,8 +1,21 @@
-"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point (see pyproject.toml)."""
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point (see pyproject.toml).
+
+Airflow calls :func:`get_provider_info` while it discovers providers, before any hook is imported: keep this module cheap
+and free of Airflow imports. An invalid dict here makes *every* ``airflow`` command fail, so tests validate it against the
+``provider_info.schema.json`` shipped by each supported Airflow version.
+
+The connection form is declared twice, from one table (:data:`airflow_provider_bluecore.config.EXTRA_FIELDS`): here as
+``conn-fields``/``ui-field-behaviour`` (read by Airflow 3.2+), and as the hook's ``get_connection_form_widgets()`` /
+``get_ui_field_behaviour()`` classmethods (read by Airflow 2.x to 3.1).
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from airflow_provider_bluecore.config import provider_conn_fields, provider_ui_field_behaviour
+
+INTEGRATION = "Bluecore"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -10,12 +23,25 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-bluecore",
         "name": "Bluecore",
-        "description": "Apache Airflow provider for Bluecore's Events API.",
+        "description": "Apache Airflow provider for Bluecore's Events API: validated, streamed, deduplicated syncs.",
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "tags": ["service"],
+            }
+        ],
+        # Only modules that exist and import are listed. Still to come (add each when it lands): operators
+        # airflow_provider_bluecore.operators.events (BluecoreEventsOperator), transfers
+        # airflow_provider_bluecore.transfers.sql_to_bluecore (SqlToBluecoreOperator), sensors
+        # airflow_provider_bluecore.sensors.freshness, triggers airflow_provider_bluecore.triggers.freshness.
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.hooks.bluecore"]}],
         "connection-types": [
             {
                 "connection-type": "bluecore",
                 "hook-class-name": "airflow_provider_bluecore.hooks.bluecore.BluecoreHook",
                 "hook-name": "Bluecore",
+                "conn-fields": provider_conn_fields(),
+                "ui-field-behaviour": provider_ui_field_behaviour(),
             }
         ],
     }
