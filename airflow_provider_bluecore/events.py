@@ -346,7 +346,8 @@ def _check_event_specific(name: str, raw: Mapping[str, Any], props: dict[str, An
             where = "properties.customer.email" + (" or properties.email" if name in _CONSENT_EVENTS else "")
             problems.append(Problem(where, f"a customer e-mail is required for {name} events"))
         elif not is_email(email):
-            problems.append(Problem("properties.customer.email", "must be an e-mail address"))
+            field = "properties.customer.email" if customer_email is not None else "properties.email"
+            problems.append(Problem(field, "must be an e-mail address"))
         elif name in _CONSENT_EVENTS:
             # The reference page disagrees with itself (table: customer object; examples: properties.email): send both.
             props["email"] = email

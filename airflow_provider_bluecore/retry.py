@@ -8,7 +8,9 @@ retry together. A ``Retry-After`` header (seconds or an HTTP date) is honoured, 
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -29,15 +31,19 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if parsed is None:
         return None
+    if parsed.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
 
 
@@ -67,5 +73,6 @@ class RetryPolicy:
         honoured = parse_retry_after(retry_after)
         if honoured is not None:
             return min(honoured, self.retry_after_cap)
-        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        # The exponent is bounded so a large max_retries cannot overflow a float; the cap is reached long before.
+        ceiling = min(self.backoff_cap, self.backoff_base * (2.0 ** min(max(attempt - 1, 0), 64)))
         return (rng or random).uniform(0.0, ceiling)
