@@ -334,6 +334,7 @@ class _Engine:
         self.pause_until = 0.0
         self.next_slot = 0.0
         self.logged_problems = 0
+        self.next_notice = 0.0
 
     # ---- reading -------------------------------------------------------------------------------------------------------------
 
@@ -499,7 +500,16 @@ class _Engine:
         self.successes = 0
         if self.limit > 1:
             self.limit = max(1, self.limit // 2)
-            self.log.warning("Bluecore answered 429: concurrency lowered to %d", self.limit)
+            self.notice("Bluecore answered 429: concurrency lowered to %d", self.limit)
+
+    def notice(self, message: str, *args: Any) -> None:
+        """A WARNING at most once per progress interval (a struggling API would otherwise flood the log); DEBUG otherwise."""
+        now = self.loop.time()
+        if now >= self.next_notice:
+            self.next_notice = now + self.progress_interval
+            self.log.warning(message, *args)
+        else:
+            self.log.debug(message, *args)
 
     def after_error(self, item: _Item, status: int | None, retry_after: str | None, reason: str) -> None:
         if not self.retry.should_retry(item.attempts, status):
@@ -514,7 +524,7 @@ class _Engine:
             until = self.loop.time() + delay
             if until > self.pause_until:
                 self.pause_until = until
-                self.log.warning("Bluecore asked to wait (Retry-After): pausing all requests for %.1f s", delay)
+                self.notice("Bluecore asked to wait (Retry-After): pausing all requests for %.1f s", delay)
         self.log.debug("Retrying event %d (attempt %d) in %.2f s: %s", item.index, item.attempts, delay, cause)
         self.loop.call_later(delay, self.push, item, True)
 

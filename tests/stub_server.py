@@ -9,13 +9,14 @@ script: a list of actions consumed one per request, then ``default``. Actions:
 * ``("delay", seconds, action)``: wait, then perform ``action``.
 
 ``fault`` is an optional callable ``(request_number, body) -> action | None`` for randomised fault injection.
-The server tracks how many requests are in flight at once (``peak_in_flight``) so tests can observe concurrency from the
-outside.
+The server tracks how many requests are in flight at once (``peak_in_flight``, and ``Received.in_flight`` at each arrival) so
+tests can observe concurrency from the outside.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ class Received:
     raw: bytes
     at: float
     answered: int | None = None
+    in_flight: int = 0  # requests being handled when this one arrived, itself included
 
 
 @dataclass
@@ -52,6 +54,7 @@ class StubState:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle + delayed ACK would add ~40 ms per answer
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -70,26 +73,35 @@ class _Handler(BaseHTTPRequestHandler):
             number = state.count
             state.in_flight += 1
             state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+            in_flight = state.in_flight
             action = state.script.pop(0) if state.script else None
         if action is None and state.fault is not None:
             action = state.fault(number, body)
         if action is None:
             action = state.default
-        rec = Received(self.command, self.path, dict(self.headers.items()), body, raw, time.monotonic())
+        rec = Received(self.command, self.path, dict(self.headers.items()), body, raw, time.monotonic(), in_flight=in_flight)
+        self._settled = False
         try:
             if state.delay:
                 time.sleep(state.delay)
             self._perform(action, rec)
         finally:
-            with state.lock:
-                state.in_flight -= 1
-                state.requests.append(rec)
+            self._settle(rec)
+
+    def _settle(self, rec: Received) -> None:
+        """Record the request and leave the in-flight count *before* answering, so a client that has its answer sees both."""
+        if not self._settled:
+            self._settled = True
+            with self.server.state.lock:
+                self.server.state.in_flight -= 1
+                self.server.state.requests.append(rec)
 
     def _perform(self, action: Action, rec: Received) -> None:
         if isinstance(action, tuple) and action and action[0] == "delay":
             time.sleep(action[1])
             return self._perform(action[2], rec)
         if action == "drop":
+            self._settle(rec)
             self.close_connection = True
             self.connection.shutdown(2)
             return None
@@ -99,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status = int(action)
         rec.answered = status
+        self._settle(rec)
         payload = b'{"status": "ok"}' if status < 400 else b'{"error": "stub says no"}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -119,6 +132,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     state: StubState
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing its keep-alive connections (or a "drop" action) is normal here, not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class StubBluecore:
     """Context manager running the stub server on a free loopback port."""
@@ -127,7 +145,9 @@ class StubBluecore:
         self.state = StubState()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stub-bluecore", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="stub-bluecore", daemon=True
+        )
 
     @property
     def url(self) -> str:
