@@ -137,7 +137,7 @@
         el("div", {},
           el("h3", {}, "Profile"),
           profile.length ? el("table", { class: "profile" }, el("tbody", {}, profile)) : el("p", { class: "dim" }, "No attributes."),
-          el("p", { class: "consent" }, "Consent: ", consent)),
+          el("p", { class: "consent-state", id: "customer-consent" }, "Consent: ", consent)),
         el("div", {},
           el("h3", {}, "Events ", el("span", { id: "customer-total", class: "count" }, number.format(c.total))),
           el("ul", { class: "counts" }, counts))),
@@ -149,14 +149,18 @@
   function renderAudience(a) {
     const rows = a.customers.map((x) => el("tr", {},
       el("td", {}, customerLink(x.customer)), el("td", { class: "num" }, number.format(x.count)), el("td", {}, time(x.last_at))));
-    const more = a.count > a.customers.length ? el("p", { class: "dim" }, `Showing the first ${a.customers.length}.`) : null;
-    $("audience-result").replaceChildren(
+    const parts = [
       el("p", { class: "verdict" }, el("b", { id: "audience-count" }, number.format(a.count)),
         ` customer${a.count === 1 ? "" : "s"} did `, eventBadge(a.event), ` at least ${a.min} time${a.min === 1 ? "" : "s"}`,
         ` in the last ${a.days} day${a.days === 1 ? "" : "s"}.`),
-      rows.length ? el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Customer"), el("th", { class: "num" }, "Times"),
-        el("th", {}, "Last"))), el("tbody", {}, rows)) : null,
-      more);
+    ];
+    if (rows.length) {
+      parts.push(el("table", { id: "audience-customers" },
+        el("thead", {}, el("tr", {}, el("th", {}, "Customer"), el("th", { class: "num" }, "Times"), el("th", {}, "Last"))),
+        el("tbody", {}, rows)));
+    }
+    if (a.count > a.customers.length) parts.push(el("p", { class: "dim" }, `Showing the first ${a.customers.length}.`));
+    $("audience-result").replaceChildren(...parts);
   }
 
   function showError(error) {
