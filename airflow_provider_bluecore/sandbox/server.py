@@ -186,6 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120  # idle keep-alive connections are closed after this many seconds
     server: _HTTPServer
     fields: dict[str, str]
+    raw_requestline: bytes  # set by handle_one_request before parse_request
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # request lines hold customer e-mails in query strings (/api/customer?q=...): never logged
