@@ -30,11 +30,18 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        # Only modules that exist and import are listed. Still to come (add each when it lands): operators
-        # airflow_provider_bluecore.operators.events (BluecoreEventsOperator), transfers
-        # airflow_provider_bluecore.transfers.sql_to_bluecore (SqlToBluecoreOperator), sensors
-        # airflow_provider_bluecore.sensors.freshness, triggers airflow_provider_bluecore.triggers.freshness.
+        # Only modules that exist and import are listed (a test imports each). Still to come, add it when it lands:
+        # "operators": airflow_provider_bluecore.operators.events (BluecoreEventsOperator).
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.hooks.bluecore"]}],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.sensors.freshness"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.triggers.freshness"]}],
+        "transfers": [
+            {
+                "source-integration-name": "Common SQL",
+                "target-integration-name": INTEGRATION,
+                "python-module": "airflow_provider_bluecore.transfers.sql_to_bluecore",
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "bluecore",
