@@ -21,6 +21,7 @@ Bluecore on purpose: whatever the sandbox accepts, the provider would send as it
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import logging
 import math
@@ -150,7 +151,16 @@ class _HTTPServer(ThreadingHTTPServer):
         self.sandbox = sandbox
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
+        self._date: tuple[int, str] = (0, "")
         super().__init__(address, _Handler)
+
+    def http_date(self) -> str:
+        """The ``Date`` header value, formatted once per second rather than once per answer."""
+        second = int(time.time())
+        cached = self._date
+        if cached[0] != second:
+            cached = self._date = (second, email.utils.formatdate(second, usegmt=True))
+        return cached[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.sockets_lock:
@@ -238,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
             f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
+            f"Date: {self.server.http_date()}",
             f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}",
             "Cache-Control: no-store",
@@ -283,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path != TRACK_PATH:
             self.send_json(404, {"error": f"no such endpoint; events go to POST {TRACK_PATH}"})
             return
-        self.server.sandbox.handle_track(self, body)
+        self.server.sandbox._handle_track(self, body)
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -291,12 +301,12 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path in _STATIC:
             name, content_type = _STATIC[parts.path]
             headers = {"Content-Security-Policy": _CSP, "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
-            self.send_bytes(200, sandbox.asset(name), content_type, headers)
+            self.send_bytes(200, sandbox._asset(name), content_type, headers)
             return
         if parts.path == TRACK_PATH:
             self.send_json(405, {"error": f"use POST {TRACK_PATH}"}, {"Allow": "POST"})
             return
-        route = sandbox.api_routes().get(parts.path)
+        route = sandbox._api_routes().get(parts.path)
         if route is None:
             self.send_json(404, {"error": "not found"})
             return
@@ -489,7 +499,7 @@ class SandboxServer:
             raise RuntimeError("the sandbox is not running; call start() first")
         return self._store
 
-    def asset(self, name: str) -> bytes:
+    def _asset(self, name: str) -> bytes:
         return self._assets[name]
 
     # -- the Events API ----------------------------------------------------------------------------------------------------
@@ -508,7 +518,7 @@ class SandboxServer:
             return "429"
         return None
 
-    def handle_track(self, handler: _Handler, body: bytes) -> None:
+    def _handle_track(self, handler: _Handler, body: bytes) -> None:
         """Answer one ``POST /api/track/mobile/v1``: faults first, then the rules, then store and 202 (or 400)."""
         counters = self.counters
         with counters.lock:
@@ -566,7 +576,7 @@ class SandboxServer:
 
     # -- JSON endpoints ------------------------------------------------------------------------------------------------------
 
-    def api_routes(self) -> dict[str, Callable[[Mapping[str, str]], tuple[int, Any]]]:
+    def _api_routes(self) -> dict[str, Callable[[Mapping[str, str]], tuple[int, Any]]]:
         """``GET`` path -> handler of the query parameters returning ``(status, JSON payload)``."""
         return {
             "/healthz": self._healthz,
