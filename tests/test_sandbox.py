@@ -328,3 +328,14 @@ def test_page_script_never_parses_data_as_html(sandbox: SandboxServer) -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         SandboxServer(**kwargs)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example"])
+def test_requests_addressed_to_another_host_name_are_refused(sandbox: SandboxServer, host: str) -> None:
+    response = requests.get(sandbox.url + "/api/events", headers={"Host": host}, timeout=10)
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("host", ["localhost:8765", "127.0.0.1", "[::1]:8765"])
+def test_requests_addressed_to_loopback_names_are_answered(sandbox: SandboxServer, host: str) -> None:
+    assert requests.get(sandbox.url + "/healthz", headers={"Host": host}, timeout=10).status_code == 200

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import json
 import logging
 import math
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 TRACK_PATH = "/api/track/mobile/v1"
 #: Requests larger than this are refused with 413 before being read (events themselves are limited far lower).
 MAX_BODY_BYTES = 1024 * 1024
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -288,14 +290,28 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
         body = self.read_body()
-        if body is None:
+        if body is None or not self.trusted_host():
             return
         if path != TRACK_PATH:
             self.send_json(404, {"error": f"no such endpoint; events go to POST {TRACK_PATH}"})
             return
         self.server.sandbox._handle_track(self, body)
 
+    def trusted_host(self) -> bool:
+        """Refuse (403) a loopback sandbox reached under another name: a web page using DNS rebinding must not read it."""
+        if not self.server.sandbox.loopback:
+            return True
+        host = self.fields.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name.strip("[]").lower() in _LOOPBACK_NAMES:
+            return True
+        self.close_connection = True
+        self.send_json(403, {"error": "this sandbox only answers requests addressed to a loopback host name"})
+        return False
+
     def do_GET(self) -> None:
+        if not self.trusted_host():
+            return
         parts = urlsplit(self.path)
         sandbox = self.server.sandbox
         if parts.path in _STATIC:
@@ -486,6 +502,14 @@ class SandboxServer:
     def endpoint_url(self) -> str:
         """The full Events API URL (``url`` + ``/api/track/mobile/v1``)."""
         return self.url + TRACK_PATH
+
+    @property
+    def loopback(self) -> bool:
+        """True when listening on a loopback address (then only loopback ``Host`` headers are answered)."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
 
     @property
     def temporary(self) -> bool:
