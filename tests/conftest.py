@@ -25,6 +25,13 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("ARTIFACTS", REPO / "test-artifacts"))
 
 
+@pytest.fixture(autouse=True)
+def _sync_state_per_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own default sync-state file (``[bluecore] state_db``), so one test's deliveries never make
+    another's rows look unchanged."""
+    monkeypatch.setenv("AIRFLOW__BLUECORE__STATE_DB", str(tmp_path_factory.mktemp("state") / "bluecore_state.db"))
+
+
 @pytest.fixture
 def bluecore_server() -> Iterator[StubBluecore]:
     """A real HTTP server on 127.0.0.1 standing in for Bluecore, recording what it receives."""

@@ -219,9 +219,20 @@ class SqlToBluecoreOperator(BaseOperator):
     :param dry_run: map and validate every row and send nothing; the summary says what would be sent and rejected, and the
         log shows a few redacted sample payloads.
     :param fetch_size: rows fetched per round trip (``cursor.fetchmany``).
+    :param mode: what the sync state lets through (see ``docs/state-store.md``): ``changed`` sends a key only when its event
+        differs from the last one delivered (default for ``customer_patch``, ``identify``, ``optin``, ``unsubscribe``);
+        ``new`` only keys never delivered (default for ``purchase`` and when ``key_column`` is given); ``all`` sends every
+        row without reading or writing any state. Every stateful run first resends the failures kept from earlier runs.
+    :param state_conn_id: the connection of the database holding the sync state (PostgreSQL, MySQL, SQLite, ...). Default:
+        an SQLite file ``bluecore_state.db`` under ``$AIRFLOW_HOME`` (or ``[bluecore] state_db``), fine on one machine; use
+        a shared database once tasks run on several workers. (templated)
+    :param sync_id: the identity of this sync's state (default ``<dag_id>.<task_id>``). Mapped instances share it and keep
+        their failures apart by map index. (templated)
+    :param key_column: a column identifying each source row, used as the state key of events other than customer and purchase
+        events (which are keyed by ``distinct_id`` and ``order_id``); without it such events are keyed by their content.
     """
 
-    template_fields: Sequence[str] = ("sql", "parameters", "conn_id", "bluecore_conn_id")
+    template_fields: Sequence[str] = ("sql", "parameters", "conn_id", "bluecore_conn_id", "state_conn_id", "sync_id")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "parameters": "json"}
     ui_color = "#1f6feb"
@@ -246,6 +257,10 @@ class SqlToBluecoreOperator(BaseOperator):
         allow_backfill: bool = False,
         dry_run: bool = False,
         fetch_size: int = 5_000,
+        mode: str | None = None,
+        state_conn_id: str | None = None,
+        sync_id: str | None = None,
+        key_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -267,6 +282,10 @@ class SqlToBluecoreOperator(BaseOperator):
         # BaseOperator.dry_run() is a method (template rendering check), so the flag is stored under another name.
         self.is_dry_run = dry_run
         self.fetch_size = fetch_size
+        self.mode = mode
+        self.state_conn_id = state_conn_id
+        self.sync_id = sync_id
+        self.key_column = key_column
 
     # ---- connections (looked up lazily, once) --------------------------------------------------------------------------------
 
@@ -293,8 +312,10 @@ class SqlToBluecoreOperator(BaseOperator):
     # ---- the seam for a sync-state layer -------------------------------------------------------------------------------------
 
     def make_stage(self, context: Any, mapper: RowMapper) -> EventStage | None:
-        """The stage placed between mapping and sending (see :class:`EventStage`); None sends every mapped event."""
-        return None
+        """The stage placed between mapping and sending (see :class:`EventStage`): the sync state, or None in mode ``all``."""
+        from airflow_provider_bluecore.transfers.sync_state_support import make_sync_state_stage
+
+        return make_sync_state_stage(self, context)
 
     # ---- running -------------------------------------------------------------------------------------------------------------
 
@@ -369,6 +390,7 @@ class SqlToBluecoreOperator(BaseOperator):
             send_nulls=self.send_nulls,
             auto_identify=self.auto_identify,
             customer_attributes=self.customer_attributes,
+            key_column=self.key_column,
         )
 
     def _log_mapping(self, mapper: RowMapper) -> None:
