@@ -30,8 +30,8 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        # Only modules that exist and import are listed (a test imports each). Still to come, add it when it lands:
-        # "operators": airflow_provider_bluecore.operators.events (BluecoreEventsOperator).
+        # Only modules that exist and import are listed (a test imports each); add a module here when it lands.
+        "operators": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.operators.events"]}],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.hooks.bluecore"]}],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.sensors.freshness"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_bluecore.triggers.freshness"]}],
