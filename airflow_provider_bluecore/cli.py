@@ -51,6 +51,7 @@ EXIT_USAGE = 2
 COMMAND_MODULES: tuple[str, ...] = (
     "airflow_provider_bluecore.sandbox.command",  # bluecore sandbox
     "airflow_provider_bluecore.cli_events",  # bluecore validate, bluecore send
+    "airflow_provider_bluecore.cli_state",  # bluecore state
 )
 
 
@@ -141,4 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: command modules raise the imported module's CommandError.
+    from airflow_provider_bluecore.cli import main as _main
+
+    sys.exit(_main())
