@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import ipaddress
 import json
 import logging
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 TRACK_PATH = "/api/track/mobile/v1"
 #: Requests larger than this are refused with 413 before being read (events themselves are limited far lower).
 MAX_BODY_BYTES = 1024 * 1024
+_ACCEPTED = b'{"status":"accepted"}'
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -503,7 +505,7 @@ class SandboxServer:
         """The full Events API URL (``url`` + ``/api/track/mobile/v1``)."""
         return self.url + TRACK_PATH
 
-    @property
+    @functools.cached_property
     def loopback(self) -> bool:
         """True when listening on a loopback address (then only loopback ``Host`` headers are answered)."""
         try:
@@ -570,7 +572,10 @@ class SandboxServer:
             )
             return
         status, payload = self.track(body)
-        handler.send_json(status, payload)
+        if status == 202:
+            handler.send_bytes(202, _ACCEPTED, "application/json")
+        else:
+            handler.send_json(status, payload)
 
     def track(self, body: bytes) -> tuple[int, dict[str, Any]]:
         """Check and store one request body; the status and JSON answer (202, 400, or 503 when the store is down)."""
