@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,21 @@ from tests.stub_server import StubBluecore  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("ARTIFACTS", REPO / "test-artifacts"))
+#: Tests marked for the other Airflow major are deselected by design (reported as deselected, never skipped): `make test`
+#: runs the suite on both majors, and each major's tests run there.
+OTHER_AIRFLOW_MARKER = "airflow2" if int(version("apache-airflow").split(".")[0]) >= 3 else "airflow3"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect `airflow3` tests on Airflow 2 (no api-server UI there) and `airflow2` tests on Airflow 3 (no Flask form)."""
+    deselected = [item for item in items if item.get_closest_marker(OTHER_AIRFLOW_MARKER)]
+    if deselected:
+        items[:] = [item for item in items if not item.get_closest_marker(OTHER_AIRFLOW_MARKER)]
+        config.hook.pytest_deselected(items=deselected)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"apache-airflow {version('apache-airflow')}: tests marked {OTHER_AIRFLOW_MARKER} are deselected (other major)"
 
 
 @pytest.fixture(autouse=True)
