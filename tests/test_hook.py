@@ -9,10 +9,11 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
+import requests
 
 from airflow_provider_bluecore import __version__
 from airflow_provider_bluecore.exceptions import BluecoreApiError, BluecoreConfigError, BluecoreValidationError
-from airflow_provider_bluecore.hooks.bluecore import BluecoreHook, _excerpt
+from airflow_provider_bluecore.hooks.bluecore import BluecoreHook, _excerpt, _unreachable_reason
 from tests.conftest import conn_json
 from tests.stub_server import Received, StubBluecore
 
@@ -202,6 +203,30 @@ def test_test_connection_fails_on_a_closed_port(monkeypatch: pytest.MonkeyPatch)
     ok, message = BluecoreHook("closed").test_connection()
     assert not ok
     assert "Cannot reach" in message
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            requests.ConnectionError("... (Caused by NewConnectionError('...: [Errno 111] Connection refused'))"),
+            "Connection refused",
+        ),
+        (
+            requests.ConnectionError("...: Failed to resolve 'x.invalid' ([Errno -2] Name or service not known)\"))"),
+            "Name or service not known",
+        ),
+        (
+            requests.exceptions.SSLError(
+                "(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)')"
+            ),
+            "TLS error: certificate verify failed: self-signed certificate",
+        ),
+        (requests.ConnectTimeout("..."), "no answer in time (connect timeout 5 s, read timeout 2.5 s)"),
+    ],
+)
+def test_unreachable_reason_names_the_cause_not_urllib3s_wrapper(error: requests.RequestException, reason: str) -> None:
+    assert _unreachable_reason(error, (5.0, 2.5)) == reason
 
 
 def test_test_connection_reports_a_bad_configuration(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,22 @@ _EMAIL_IN_TEXT = re.compile(r"[^\s@\"'<>,;:]+@[^\s@\"'<>,;:]+\.[A-Za-z]{2,}")
 TEST_CONNECTION_TIMEOUT = 5.0
 
 
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_TLS_ERROR = re.compile(r"\[SSL: [A-Z_]+\] (.+?)\.? \(_ssl")
+
+
+def _unreachable_reason(exc: requests.RequestException, timeouts: tuple[float, float]) -> str:
+    """Why a request got no answer, in a few words; urllib3's "Max retries exceeded ..." wrapper would mislead in the UI."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer in time (connect timeout {timeouts[0]:g} s, read timeout {timeouts[1]:g} s)"
+    text = str(exc)
+    tls = _TLS_ERROR.search(text)
+    if tls:
+        return f"TLS error: {tls.group(1).strip()}"
+    os_error = _OS_ERROR.search(text)
+    return os_error.group(1).strip() if os_error else text[:300]
+
+
 def _excerpt(text: str, limit: int = 200) -> str:
     """At most ``limit`` characters of an answer body, with e-mail addresses redacted."""
     return _EMAIL_IN_TEXT.sub(lambda m: redact(m.group(0)), text[:limit].strip())
@@ -195,9 +211,10 @@ class BluecoreHook(BaseHook):
         try:
             response = self.session.head(config.endpoint_url, timeout=timeouts, allow_redirects=False)
         except requests.RequestException as exc:
-            return False, f"Cannot reach {config.endpoint_url}: {type(exc).__name__}: {str(exc)[:300]}"
+            return False, f"Cannot reach {config.endpoint_url}: {_unreachable_reason(exc, timeouts)} ({type(exc).__name__})"
         return True, (
-            f"{config.endpoint_url} answered HTTP {response.status_code}; namespace {config.namespace!r}. No event was sent."
+            f"{config.endpoint_url} is reachable: it answered HTTP {response.status_code} to a HEAD request "
+            f"(namespace {config.namespace!r}). No event was sent."
         )
 
     def close(self) -> None:
