@@ -18,12 +18,12 @@ ARTIFACTS ?= test-artifacts
 $(VENV)/.installed: pyproject.toml Makefile
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip uv
-	$(UV) pip install --python $(VENV)/bin/python -e '.[test]' '$(AIRFLOW_33)'
+	$(UV) pip install --python $(VENV)/bin/python -e '.[test,openlineage]' '$(AIRFLOW_33)'
 	@touch $@
 
 $(VENV211)/.installed: pyproject.toml Makefile $(VENV)/.installed
 	@test -x $(VENV211)/bin/python || $(PYTHON) -m venv $(VENV211)
-	$(UV) pip install --python $(VENV211)/bin/python -e '.[test]' '$(AIRFLOW_211)'
+	$(UV) pip install --python $(VENV211)/bin/python -e '.[test,openlineage]' '$(AIRFLOW_211)'
 	@touch $@
 
 venv: $(VENV)/.installed

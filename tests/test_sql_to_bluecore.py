@@ -300,6 +300,15 @@ def test_a_stage_between_mapping_and_sending_filters_and_records(warehouse: Ware
     assert (summary["recorded"], stage.closed) == (2, True)
 
 
+def test_openlineage_facets_name_the_query_and_the_bluecore_namespace(warehouse: Warehouse, bluecore_conn: StubBluecore) -> None:
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    warehouse(["distinct_id"], [("a@b.co",)])
+    lineage = operator(sql="SELECT distinct_id FROM t").get_openlineage_facets_on_complete(None)
+    assert lineage.outputs == [Dataset(namespace="bluecore://bluestore", name="customer_patch")]
+    assert lineage.job_facets["sql"].query == "SELECT distinct_id FROM t"
+
+
 def test_openlineage_facets_are_none_without_the_provider(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
     warehouse(["distinct_id"], [("a@b.co",)])
     monkeypatch.setitem(sys.modules, "airflow.providers.openlineage", None)  # as if the extra were not installed
@@ -400,3 +409,9 @@ def test_dag_test_renders_the_sql_file_sends_and_returns_the_summary(
     assert str(run.state) in ("success", "DagRunState.SUCCESS")
     assert bodies(bluecore_conn, 2) == [("identify", "c-1"), ("customer_patch", "c-1")]
     assert json.loads(out.read_text())["sent"] == 2
+
+
+@pytest.mark.postgres
+def test_postgres_openlineage_inputs_are_the_tables_of_the_query(pg_warehouse: Any, bluecore_conn: StubBluecore) -> None:
+    lineage = operator(sql="SELECT distinct_id FROM customers").get_openlineage_facets_on_complete(None)
+    assert [(d.namespace.split(":")[0], d.name) for d in lineage.inputs] == [("postgres", "postgres.public.customers")]
