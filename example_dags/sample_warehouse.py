@@ -99,10 +99,10 @@ def build(path: str | Path, customers: int = 3000, seed: int = 7, now: dt.dateti
         con.executemany("INSERT INTO consents VALUES (?,?,?)", consents)
 
         ids = [_email(i) for i in range(customers)] + [d[0] for d in devices]
-        views = [(rng.choice(ids), rng.choice(PRODUCTS), _ago(now, rng, 12)) for _ in range(customers)]
+        views = [(rng.choice(ids), rng.choice(PRODUCTS), _ago(now, rng, 36)) for _ in range(customers)]
         views.append((_email(5), None, now.isoformat(sep=" ")))  # deliberately bad: no product
         con.executemany("INSERT INTO product_views VALUES (?,?,?)", views)
-        searches = [(rng.choice(ids), rng.choice(SEARCH_TERMS), _ago(now, rng, 12)) for _ in range(customers // 3)]
+        searches = [(rng.choice(ids), rng.choice(SEARCH_TERMS), _ago(now, rng, 36)) for _ in range(customers // 3)]
         con.executemany("INSERT INTO searches VALUES (?,?,?)", searches)
 
         tables = ("customers", "orders", "devices", "consents", "product_views", "searches")
