@@ -54,7 +54,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/python -m airflow_provider_bluecore.demo
+	$(VENV)/bin/python scripts/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV211) $(ARTIFACTS) .demo

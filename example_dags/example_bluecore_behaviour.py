@@ -5,7 +5,10 @@ no timestamp: Bluecore takes each one as happening now and may fire live campaig
 backfill guard is left at its default: a backfill run, or a run whose data interval ended more than 48 hours ago, refuses to
 send behavioural events and says why. Set ``allow_backfill=True`` only when you really want old behaviour replayed as new.
 
-The query selects the run's data interval with bind parameters (never string formatting), so each run sends its own slice.
+Each run reads the 24 hours that end at its ``data_interval_end`` (bind parameters, never string formatting). That is the
+data interval of a scheduled daily run, and still a useful window for a run triggered by hand (Airflow 3 gives those a
+zero-width interval). Windows may overlap, for example when a run is retried the next day: ``key_column`` names the row id, so
+the sync state sends each view once (``mode="new"``, the default with a ``key_column``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ except ImportError:  # Airflow 2.11
 
 from airflow_provider_bluecore.transfers.sql_to_bluecore import SqlToBluecoreOperator
 
-INTERVAL = {
-    "start": "{{ data_interval_start.strftime('%Y-%m-%d %H:%M:%S') }}",
+WINDOW = {
+    "start": "{{ (data_interval_end - macros.timedelta(days=1)).strftime('%Y-%m-%d %H:%M:%S') }}",
     "end": "{{ data_interval_end.strftime('%Y-%m-%d %H:%M:%S') }}",
 }
 
@@ -36,23 +39,25 @@ with DAG(
         task_id="send_product_views",
         conn_id="sample_warehouse",
         sql="""
-            SELECT distinct_id, product_id FROM product_views
+            SELECT view_id, distinct_id, product_id FROM product_views
             WHERE viewed_at >= :start AND viewed_at < :end
             ORDER BY viewed_at
         """,
-        parameters=INTERVAL,
+        parameters=WINDOW,
         event="viewed_product",
+        key_column="view_id",
         max_rejected=0.01,
     )
     SqlToBluecoreOperator(
         task_id="send_searches",
         conn_id="sample_warehouse",
         sql="""
-            SELECT distinct_id, search_term FROM searches
+            SELECT search_id, distinct_id, search_term FROM searches
             WHERE searched_at >= :start AND searched_at < :end
             ORDER BY searched_at
         """,
-        parameters=INTERVAL,
+        parameters=WINDOW,
         event="search",
+        key_column="search_id",
         max_rejected=0.01,
     )

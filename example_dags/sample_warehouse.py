@@ -39,8 +39,8 @@ CREATE TABLE orders (order_id TEXT PRIMARY KEY, customer_email TEXT, total NUMER
 CREATE TABLE order_lines (order_id TEXT, line_no INTEGER, product_id TEXT, quantity INTEGER, price NUMERIC);
 CREATE TABLE devices (device_id TEXT PRIMARY KEY, email TEXT, first_seen TIMESTAMP);
 CREATE TABLE consents (email TEXT, status TEXT, changed_at TIMESTAMP);
-CREATE TABLE product_views (distinct_id TEXT, product_id TEXT, viewed_at TIMESTAMP);
-CREATE TABLE searches (distinct_id TEXT, search_term TEXT, searched_at TIMESTAMP);
+CREATE TABLE product_views (view_id INTEGER PRIMARY KEY, distinct_id TEXT, product_id TEXT, viewed_at TIMESTAMP);
+CREATE TABLE searches (search_id INTEGER PRIMARY KEY, distinct_id TEXT, search_term TEXT, searched_at TIMESTAMP);
 CREATE TABLE loads (table_name TEXT PRIMARY KEY, loaded_at TIMESTAMP);
 """
 
@@ -99,11 +99,11 @@ def build(path: str | Path, customers: int = 3000, seed: int = 7, now: dt.dateti
         con.executemany("INSERT INTO consents VALUES (?,?,?)", consents)
 
         ids = [_email(i) for i in range(customers)] + [d[0] for d in devices]
-        views = [(rng.choice(ids), rng.choice(PRODUCTS), _ago(now, rng, 36)) for _ in range(customers)]
+        views = [(rng.choice(ids), rng.choice(PRODUCTS), _ago(now, rng, 48)) for _ in range(customers)]
         views.append((_email(5), None, now.isoformat(sep=" ")))  # deliberately bad: no product
-        con.executemany("INSERT INTO product_views VALUES (?,?,?)", views)
-        searches = [(rng.choice(ids), rng.choice(SEARCH_TERMS), _ago(now, rng, 36)) for _ in range(customers // 3)]
-        con.executemany("INSERT INTO searches VALUES (?,?,?)", searches)
+        con.executemany("INSERT INTO product_views (distinct_id, product_id, viewed_at) VALUES (?,?,?)", views)
+        searches = [(rng.choice(ids), rng.choice(SEARCH_TERMS), _ago(now, rng, 48)) for _ in range(customers // 3)]
+        con.executemany("INSERT INTO searches (distinct_id, search_term, searched_at) VALUES (?,?,?)", searches)
 
         tables = ("customers", "orders", "devices", "consents", "product_views", "searches")
         con.executemany("INSERT INTO loads VALUES (?,?)", [(t, now.isoformat(sep=" ")) for t in tables])
