@@ -380,8 +380,8 @@ class _Engine:
                 if self.pending >= self.window:
                     self.space = self.loop.create_future()
                     await self.space
-                elif (index & 63) == 63:
-                    await asyncio.sleep(0)  # let workers start on what was read
+                elif (index & 15) == 15:
+                    await asyncio.sleep(0)  # short batches: answers waiting behind validation delay the next request
         finally:
             self.input_done = True
             self.check_done()

@@ -107,11 +107,11 @@ def instant_server(quick: bool = False, rounds: int = 2) -> dict[str, Any]:
     return {"loop_eps": loop_eps, "deliver_eps": deliver_eps, "speedup": deliver_eps / loop_eps}
 
 
-def slow_server(quick: bool = False, rounds: int = 2) -> dict[str, Any]:
+def slow_server(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
     """deliver() at concurrency 64 against a server answering after 50 ms; best of ``rounds``, end to end."""
     from benchmarks._server import posts_received, running_server
 
-    count = LATENCY_CONCURRENCY * (10 if quick else 60)
+    count = LATENCY_CONCURRENCY * (10 if quick else 100)
     with running_server(delay=LATENCY) as url:
         _deliver(url, LATENCY_CONCURRENCY, concurrency=LATENCY_CONCURRENCY)  # warm up: imports
         seconds = min(_deliver(url, count, concurrency=LATENCY_CONCURRENCY) for _ in range(rounds))
