@@ -34,7 +34,7 @@ with DAG(
     catchup=False,
     tags=["bluecore", "example"],
     doc_md=__doc__,
-):
+) as dag:
     SqlToBluecoreOperator(
         task_id="send_product_views",
         conn_id="sample_warehouse",

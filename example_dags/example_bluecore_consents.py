@@ -36,7 +36,7 @@ with DAG(
     catchup=False,
     tags=["bluecore", "example"],
     doc_md=__doc__,
-):
+) as dag:
     SqlToBluecoreOperator(
         task_id="send_consents",
         conn_id="sample_warehouse",

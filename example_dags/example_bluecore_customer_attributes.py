@@ -28,7 +28,7 @@ with DAG(
     catchup=False,
     tags=["bluecore", "example"],
     doc_md=__doc__,
-):
+) as dag:
     SqlToBluecoreOperator(
         task_id="sync_customers",
         conn_id="sample_warehouse",

@@ -26,7 +26,7 @@ with DAG(
     catchup=False,
     tags=["bluecore", "example"],
     doc_md=__doc__,
-):
+) as dag:
     SqlToBluecoreOperator(
         task_id="identify_devices",
         conn_id="sample_warehouse",

@@ -33,7 +33,7 @@ with DAG(
     catchup=False,
     tags=["bluecore", "example"],
     doc_md=__doc__,
-):
+) as dag:
 
     @task
     def partitions() -> list[dict[str, int]]:

@@ -28,7 +28,7 @@ with DAG(
     catchup=False,
     tags=["bluecore", "example"],
     doc_md=__doc__,
-):
+) as dag:
     orders_loaded = SqlFreshnessSensor(
         task_id="wait_for_orders",
         conn_id="sample_warehouse",
