@@ -337,6 +337,8 @@ class _Engine:
         self.successes = 0  # since the last change of the limit
         self.pause_until = 0.0
         self.next_slot = 0.0
+        self.rate_waiters: deque[asyncio.Future[None]] = deque()
+        self.rate_timer: asyncio.TimerHandle | None = None
         self.logged_problems = 0
         self.next_notice = 0.0
 
@@ -458,16 +460,44 @@ class _Engine:
                 free -= 1
 
     async def pace(self) -> None:
-        """Wait out a global ``Retry-After`` pause, then take the next evenly spaced slot of the rate limit."""
-        now = self.loop.time()
-        if self.pause_until > now:
-            await asyncio.sleep(self.pause_until - now)
+        """Wait out a global ``Retry-After`` pause and take a slot of the rate limit; a pause that began meanwhile is honoured."""
+        while True:
             now = self.loop.time()
-        if self.interval:
-            slot = self.next_slot if self.next_slot > now else now
-            self.next_slot = slot + self.interval
-            if slot > now:
-                await asyncio.sleep(slot - now)
+            if self.pause_until > now:
+                await asyncio.sleep(self.pause_until - now)
+            if self.interval:
+                await self.rate_slot()
+            if self.pause_until <= self.loop.time():
+                return
+
+    async def rate_slot(self) -> None:
+        """Requests leave one at a time, ``interval`` apart on average, in arrival order.
+
+        Waiters are released one per timer tick rather than each sleeping until a reserved time, so a stalled process cannot
+        wake many of them at once: consecutive requests are never closer than half an interval, and never more than one per
+        interval on average.
+        """
+        now = self.loop.time()
+        if not self.rate_waiters and now >= self.next_slot:
+            self.next_slot = max(self.next_slot + self.interval, now + self.interval / 2)
+            return
+        waiter = self.loop.create_future()
+        self.rate_waiters.append(waiter)
+        if self.rate_timer is None:
+            self.rate_timer = self.loop.call_at(self.next_slot, self.release_rate_slot)
+        await waiter
+
+    def release_rate_slot(self) -> None:
+        self.rate_timer = None
+        now = self.loop.time()
+        while self.rate_waiters:
+            waiter = self.rate_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self.next_slot = max(self.next_slot + self.interval, now + self.interval / 2)
+                break
+        if self.rate_waiters:
+            self.rate_timer = self.loop.call_at(self.next_slot, self.release_rate_slot)
 
     # ---- sending -------------------------------------------------------------------------------------------------------------
 

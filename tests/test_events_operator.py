@@ -87,7 +87,7 @@ def test_nothing_delivered_is_an_ordinary_failure_that_task_retries_may_fix(blue
 
 
 def test_concurrency_and_rate_arguments_reach_the_engine(bluecore_conn: StubBluecore) -> None:
-    bluecore_conn.state.default = ("delay", 0.02, 202)
+    bluecore_conn.state.default = ("delay", 0.05, 202)
     summary = run([patch(f"c{i}") for i in range(12)], concurrency=2)
     assert bluecore_conn.state.peak_in_flight == summary["peak_concurrency"] == 2
     with pytest.raises(AirflowFailException, match="max_events_per_second"):
