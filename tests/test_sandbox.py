@@ -339,3 +339,21 @@ def test_requests_addressed_to_another_host_name_are_refused(sandbox: SandboxSer
 @pytest.mark.parametrize("host", ["localhost:8765", "127.0.0.1", "[::1]:8765"])
 def test_requests_addressed_to_loopback_names_are_answered(sandbox: SandboxServer, host: str) -> None:
     assert requests.get(sandbox.url + "/healthz", headers={"Host": host}, timeout=10).status_code == 200
+
+
+def test_head_probe_gets_a_status_without_a_body(sandbox: SandboxServer) -> None:
+    track = requests.head(sandbox.url + "/api/track/mobile/v1", timeout=5)
+    assert (track.status_code, track.headers["Allow"], track.content) == (405, "POST", b"")
+    assert requests.head(sandbox.url + "/healthz", timeout=5).status_code == 200
+    assert requests.head(sandbox.url + "/nope", timeout=5).status_code == 404
+
+
+def test_hook_test_connection_against_the_sandbox_sends_nothing(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_bluecore.hooks.bluecore import BluecoreHook
+    from tests.conftest import conn_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_BLUECORE_DEFAULT", conn_json(sandbox.url))
+    ok, message = BluecoreHook().test_connection()
+    assert ok, message
+    assert "405" in message
+    assert sandbox.store.stats()["accepted"] == 0

@@ -7,6 +7,7 @@ Endpoints (all on one port):
                                            ``{"status": "rejected", "reasons": ["field: rule", ...]}`` otherwise
 ``GET /``                                  the web page (plain HTML, CSS and JavaScript served from this package)
 ``GET /healthz``                           200 ``{"status": "ok"}``, or 503 when the store stopped working
+``HEAD`` on any path                       the status without a body (405 ``Allow: POST`` on the events endpoint)
 ``GET /api/stats``                         totals per event, namespace, fault settings and what the faults did
 ``GET /api/events?limit=50&event=NAME``    latest accepted events, newest first
 ``GET /api/rejections?limit=50``           latest rejected events and their reasons
@@ -310,6 +311,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.send_json(403, {"error": "this sandbox only answers requests addressed to a loopback host name"})
         return False
+
+    def do_HEAD(self) -> None:
+        """Reachability probes (``BluecoreHook.test_connection`` sends HEAD): the status GET would give, without a body."""
+        if not self.trusted_host():
+            return
+        path = urlsplit(self.path).path
+        if path == TRACK_PATH:
+            self.send_bytes(405, b"", "application/json", {"Allow": "POST"})
+        elif path in _STATIC or path in self.server.sandbox._api_routes():
+            self.send_bytes(200, b"", "application/json")
+        else:
+            self.send_bytes(404, b"", "application/json")
 
     def do_GET(self) -> None:
         if not self.trusted_host():
