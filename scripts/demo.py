@@ -175,7 +175,8 @@ def main() -> int:
         for row in stats.get("events", []):
             print(f"    {row['event']:<18} {row['accepted']:>6} events  {row['customers']:>6} customers")
         print(f"\nDone in {time.monotonic() - started:.0f} s. Logs: {root / 'logs'}")
-        print(f"Look at the result: bluecore sandbox --db {root / 'sandbox.db'}  then open http://127.0.0.1:8765/")
+        bluecore = os.path.relpath(Path(sys.executable).with_name("bluecore"))
+        print(f"Look at the result: {bluecore} sandbox --db {root / 'sandbox.db'}  then open http://127.0.0.1:8765/")
         print("Run `make demo` again: only the day's changes are sent; `python scripts/demo.py --fresh` starts over.")
         if args.keep_sandbox:
             print(f"Sandbox still running at {sandbox.url} - Ctrl-C to stop.")
