@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import urllib.request
 from collections import deque
@@ -41,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from airflow_provider_bluecore.events import EventDefaults, prepare_event, redact
+from airflow_provider_bluecore.events import EventDefaults, prepare_event, redact, redact_emails
 from airflow_provider_bluecore.exceptions import BluecoreConfigError, BluecoreError, BluecoreValidationError, Problem
 from airflow_provider_bluecore.retry import RetryPolicy, is_retryable_status, parse_retry_after
 
@@ -64,7 +63,6 @@ SAMPLE_LIMIT = 20
 #: Fewest events seen before a fractional ``max_rejected`` is checked (the end of the input is always checked).
 FRACTION_MIN_SEEN = 100
 _EXCERPT_CHARS = 200
-_EMAIL_IN_TEXT = re.compile(r"[^\s\"'<>@,;:]+@[^\s\"'<>@,;:]+")
 _LOG = logging.getLogger(__name__)
 
 
@@ -261,11 +259,6 @@ def _raw_distinct_id(event: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value if isinstance(value, str) and value.strip() else None
-
-
-def _scrub(text: str) -> str:
-    """A server's answer excerpt with any e-mail address redacted."""
-    return _EMAIL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
 
 
 def _check_args(concurrency: int, max_events_per_second: float | None, max_rejected: int | float | None, progress: float) -> None:
@@ -527,7 +520,7 @@ class _Engine:
             self.decrease()
         headers = response.headers
         retry_after = headers.get("Retry-After") or headers.get("retry-after")
-        self.after_error(item, status, retry_after, f"HTTP {status}: {_scrub(response.body_excerpt)}".rstrip(": "))
+        self.after_error(item, status, retry_after, f"HTTP {status}: {redact_emails(response.body_excerpt)}".rstrip(": "))
 
     def decrease(self) -> None:
         self.epoch += 1

@@ -49,6 +49,7 @@ __all__ = [
     "normalize_event",
     "prepare_event",
     "redact",
+    "redact_emails",
     "validate_event",
     "validate_event_name",
 ]
@@ -81,6 +82,7 @@ _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9_]+")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _BOOLEAN_STRINGS = frozenset({"true", "false"})
+_EMAIL_IN_TEXT = re.compile(r"[^\s\"'<>@,;:]+@[^\s\"'<>@,;:]+")
 _TOP_LEVEL_KEYS = frozenset({"event", "properties"})
 
 
@@ -128,6 +130,11 @@ def redact(value: object) -> str:
     if len(text) <= 4:
         return "***"
     return f"{text[:2]}***{text[-2:]}"
+
+
+def redact_emails(text: str) -> str:
+    """``text`` (say, an excerpt of a server's answer) with every e-mail address in it redacted."""
+    return _EMAIL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
 
 
 def validate_event_name(name: object) -> list[Problem]:

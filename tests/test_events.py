@@ -290,3 +290,10 @@ def test_profile_and_consent_events_are_not_behavioural() -> None:
         False,
         True,
     ]
+
+
+def test_redact_emails_masks_every_address_in_a_text() -> None:
+    from airflow_provider_bluecore.events import redact_emails
+
+    text = 'invalid customer "jane@example.com", see bob.smith@corp.example.org'
+    assert redact_emails(text) == 'invalid customer "j***@example.com", see b***@corp.example.org'

@@ -13,7 +13,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_bluecore import __version__
 from airflow_provider_bluecore.config import EXTRA_FIELDS, HIDDEN_FIELDS, PLACEHOLDERS, RELABELING, BluecoreConfig
-from airflow_provider_bluecore.events import prepare_event, redact
+from airflow_provider_bluecore.events import prepare_event, redact, redact_emails
 from airflow_provider_bluecore.exceptions import BluecoreApiError, BluecoreConfigError
 from airflow_provider_bluecore.retry import is_retryable_status
 
@@ -28,7 +28,6 @@ USER_AGENT = f"airflow-provider-bluecore/{__version__}"
 # Network failures worth a retry: refused/reset/dropped connections (ConnectionError, which includes ConnectTimeout and TLS
 # errors), read timeouts, and answers cut off mid-body.
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-_EMAIL_IN_TEXT = re.compile(r"[^\s@\"'<>,;:]+@[^\s@\"'<>,;:]+\.[A-Za-z]{2,}")
 #: test_connection() never waits longer than this per phase, whatever the connection's timeouts.
 TEST_CONNECTION_TIMEOUT = 5.0
 
@@ -51,7 +50,7 @@ def _unreachable_reason(exc: requests.RequestException, timeouts: tuple[float, f
 
 def _excerpt(text: str, limit: int = 200) -> str:
     """At most ``limit`` characters of an answer body, with e-mail addresses redacted."""
-    return _EMAIL_IN_TEXT.sub(lambda m: redact(m.group(0)), text[:limit].strip())
+    return redact_emails(text[:limit].strip())
 
 
 class BluecoreHook(BaseHook):
