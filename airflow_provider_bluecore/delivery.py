@@ -54,6 +54,7 @@ __all__ = [
     "TransportResponse",
     "deliver",
     "deliver_async",
+    "rejects_beyond_limit",
 ]
 
 OutcomeStatus = Literal["delivered", "failed", "rejected"]
@@ -261,6 +262,16 @@ def _raw_distinct_id(event: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def rejects_beyond_limit(limit: int | float | None, rejected: int, seen: int, *, final: bool) -> bool:
+    """The ``max_rejected`` rule, shared with the operators that count rejects of their own: a count is crossed once
+    exceeded; a fraction is checked once ``FRACTION_MIN_SEEN`` events were seen, and at the end (``final``)."""
+    if limit is None:
+        return False
+    if isinstance(limit, int):
+        return rejected > limit
+    return (final or seen >= FRACTION_MIN_SEEN) and rejected > limit * seen
+
+
 def _check_args(concurrency: int, max_events_per_second: float | None, max_rejected: int | float | None, progress: float) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise BluecoreConfigError(f"concurrency: must be an integer >= 1, not {concurrency!r}")
@@ -393,13 +404,7 @@ class _Engine:
             self.stop_reason = "limit"
 
     def rejected_beyond(self, final: bool) -> bool:
-        limit = self.max_rejected
-        rejected, seen = self.report.rejected, self.report.seen
-        if limit is None:
-            return False
-        if isinstance(limit, int):
-            return rejected > limit
-        return (final or seen >= FRACTION_MIN_SEEN) and rejected > limit * seen
+        return rejects_beyond_limit(self.max_rejected, self.report.rejected, self.report.seen, final=final)
 
     # ---- dispatching ---------------------------------------------------------------------------------------------------------
 

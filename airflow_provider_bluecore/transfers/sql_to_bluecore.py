@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseHook, BaseOperator
 
-from airflow_provider_bluecore.delivery import FRACTION_MIN_SEEN, SAMPLE_LIMIT, DeliveryReport, Outcome
+from airflow_provider_bluecore.delivery import SAMPLE_LIMIT, DeliveryReport, Outcome, rejects_beyond_limit
 from airflow_provider_bluecore.events import is_behavioural, prepare_event, redact
 from airflow_provider_bluecore.exceptions import (
     BluecoreConfigError,
@@ -74,16 +74,6 @@ class EventStage(Protocol):
         ...
 
 
-def _beyond(limit: float | None, rejected: int, seen: int, final: bool) -> bool:
-    """The delivery engine's rule for ``max_rejected``: a count is crossed once exceeded; a fraction is checked once 100
-    events were seen, and at the end."""
-    if limit is None:
-        return False
-    if isinstance(limit, int):
-        return rejected > limit
-    return (final or seen >= FRACTION_MIN_SEEN) and rejected > limit * seen
-
-
 class _Feed:
     """Feeds mapped events to the delivery engine as plain dicts, and routes each outcome back to its MappedEvent.
 
@@ -105,7 +95,7 @@ class _Feed:
         self.samples: list[dict[str, Any]] = []
 
     def events(self, stream: Iterator[MappedEvent]) -> Iterator[Any]:
-        while not _beyond(self.max_rejected, self.rejected, self.seen, final=False):
+        while not rejects_beyond_limit(self.max_rejected, self.rejected, self.seen, final=False):
             mapped = next(stream, None)
             if mapped is None:
                 return
@@ -150,7 +140,7 @@ class _Feed:
 
     def crossed(self, limit: float | None) -> bool:
         """True when ``limit`` was crossed while reading or by the final counts."""
-        return self.stopped or _beyond(limit, self.rejected, self.seen, final=True)
+        return self.stopped or rejects_beyond_limit(limit, self.rejected, self.seen, final=True)
 
 
 def _raw_key(mapped: MappedEvent) -> str | None:
