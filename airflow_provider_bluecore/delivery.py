@@ -55,6 +55,7 @@ __all__ = [
     "deliver",
     "deliver_async",
     "rejects_beyond_limit",
+    "usable_distinct_id",
 ]
 
 OutcomeStatus = Literal["delivered", "failed", "rejected"]
@@ -253,7 +254,7 @@ class _Item:
         self.attempts = 0
 
 
-def _raw_distinct_id(event: Any) -> str | None:
+def usable_distinct_id(event: Any) -> str | None:
     """The ``distinct_id`` of an event that failed validation, when it is usable as a key."""
     props = event.get("properties") if isinstance(event, Mapping) else None
     value = props.get("distinct_id") if isinstance(props, Mapping) else None
@@ -397,7 +398,7 @@ class _Engine:
     def reject(self, index: int, event: Any, problems: list[Problem]) -> None:
         self.report.rejected += 1
         reasons = [str(p) for p in problems]
-        key = _raw_distinct_id(event)
+        key = usable_distinct_id(event)
         self.sample(index, key, "rejected", reasons)
         self.emit(Outcome(index, event, "rejected", reasons, key, None, 0))
         if self.stop_reason is None and self.rejected_beyond(final=False):

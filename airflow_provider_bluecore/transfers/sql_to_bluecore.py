@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseHook, BaseOperator
 
-from airflow_provider_bluecore.delivery import SAMPLE_LIMIT, DeliveryReport, Outcome, rejects_beyond_limit
+from airflow_provider_bluecore.delivery import SAMPLE_LIMIT, DeliveryReport, Outcome, rejects_beyond_limit, usable_distinct_id
 from airflow_provider_bluecore.events import is_behavioural, prepare_event, redact
 from airflow_provider_bluecore.exceptions import (
     BluecoreConfigError,
@@ -102,7 +102,7 @@ class _Feed:
             self.seen += 1
             if mapped.problems:
                 reasons = [str(p) for p in mapped.problems]
-                self._finish(mapped, Outcome(-1, mapped.event, "rejected", reasons, _raw_key(mapped), None, 0))
+                self._finish(mapped, Outcome(-1, mapped.event, "rejected", reasons, usable_distinct_id(mapped.event), None, 0))
                 continue
             self.pending[self.index] = mapped
             self.index += 1
@@ -127,7 +127,7 @@ class _Feed:
 
     def sample(self, mapped: MappedEvent, status: str, reasons: list[str]) -> None:
         if len(self.samples) < SAMPLE_LIMIT:
-            key = _raw_key(mapped)
+            key = usable_distinct_id(mapped.event)
             self.samples.append(
                 {
                     "row": mapped.row,
@@ -141,13 +141,6 @@ class _Feed:
     def crossed(self, limit: float | None) -> bool:
         """True when ``limit`` was crossed while reading or by the final counts."""
         return self.stopped or rejects_beyond_limit(limit, self.rejected, self.seen, final=True)
-
-
-def _raw_key(mapped: MappedEvent) -> str | None:
-    value = mapped.distinct_id
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value if isinstance(value, str) and value.strip() else None
 
 
 def _single_statement(sql: Any) -> str:
