@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import IO, Any, TextIO
 
-from airflow_provider_bluecore.cli import EXIT_OK, EXIT_PROBLEMS, CommandError, add_command
+from airflow_provider_bluecore.cli import EXIT_OK, EXIT_PROBLEMS, CommandError, add_command, whole_number
 from airflow_provider_bluecore.events import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["Entry", "EventFile", "add_parser", "open_event_file", "run_send", "run_validate"]
@@ -291,16 +291,6 @@ def _max_rejected(text: str) -> int | float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -327,7 +317,7 @@ def _add_send(subparsers: Any) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="the events: JSON lines or a JSON array; - for standard input")
     parser.add_argument("--conn-id", required=True, metavar="ID", help="the Airflow connection (type bluecore) to send through")
-    parser.add_argument("--concurrency", type=_positive_int, metavar="N", help="requests in flight (default: the connection's)")
+    parser.add_argument("--concurrency", type=whole_number(1), metavar="N", help="requests in flight (default: the connection's)")
     parser.add_argument(
         "--max-events-per-second", type=_positive_float, metavar="RATE", help="rate limit (default: the connection's)"
     )

@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any
 
-from airflow_provider_bluecore.cli import EXIT_OK, EXIT_PROBLEMS, CommandError, add_command
+from airflow_provider_bluecore.cli import EXIT_OK, EXIT_PROBLEMS, CommandError, add_command, whole_number
 from airflow_provider_bluecore.events import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["add_parser", "run"]
@@ -59,16 +59,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
-
-
 def add_parser(subparsers: Any) -> None:
     """Add ``bluecore sandbox`` to the ``bluecore`` parser."""
     parser = add_command(
@@ -79,12 +69,12 @@ def add_parser(subparsers: Any) -> None:
         examples=EXAMPLES,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; keep it on loopback (no authentication)")
-    parser.add_argument("--port", type=_whole, default=8765, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--port", type=whole_number(0), default=8765, help="port to listen on; 0 picks a free one")
     parser.add_argument("--db", metavar="PATH", help="SQLite file keeping accepted events (default: a temporary file)")
     parser.add_argument("--reset", action="store_true", help="empty the --db file before serving")
     parser.add_argument("--namespace", metavar="NS", help="accept only events whose token is NS (default: any non-empty token)")
     parser.add_argument(
-        "--max-event-bytes", type=_whole, default=DEFAULT_MAX_EVENT_BYTES, metavar="N", help="largest event accepted"
+        "--max-event-bytes", type=whole_number(0), default=DEFAULT_MAX_EVENT_BYTES, metavar="N", help="largest event accepted"
     )
     faults = parser.add_argument_group("fault injection (applied to POST /api/track/mobile/v1 only)")
     faults.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS", help="added before answering each event")
@@ -92,7 +82,9 @@ def add_parser(subparsers: Any) -> None:
     faults.add_argument(
         "--throttle-rate", type=_share, default=0.0, metavar="SHARE", help="share of events answered 429 with Retry-After"
     )
-    faults.add_argument("--retry-after", type=_whole, default=1, metavar="SECONDS", help="the Retry-After sent with a 429")
+    faults.add_argument(
+        "--retry-after", type=whole_number(0), default=1, metavar="SECONDS", help="the Retry-After sent with a 429"
+    )
     faults.add_argument(
         "--drop-rate", type=_share, default=0.0, metavar="SHARE", help="share of connections closed without an answer"
     )
