@@ -13,7 +13,9 @@ Connection fields:
   ``api.bluecore.com`` still works but logs a warning and is replaced by ``api.bluecore.app``. Plain ``http://`` is accepted only
   for loopback hosts (127.0.0.0/8, ::1, ``localhost``: a local sandbox) unless ``allow_insecure_http`` is true. A trailing
   ``/api/track/mobile/v1`` (a pasted endpoint) is removed. Credentials, query strings and fragments in the host are rejected.
-* ``port`` -- hidden in the form; when given (URI form ``bluecore://ns@127.0.0.1:8765``) it is added to the host.
+* ``port`` -- optional; when given (the form's Port field, or the URI form ``bluecore://ns@127.0.0.1:8765``) it is added to
+  the host, and a port that contradicts one written in the host is an error. The form shows it (placeholder 443) because the
+  Airflow 3.3.2 UI's Test button refuses a connection saved without a port (apache/airflow#73298).
 * ``schema`` and ``password`` are not used (the namespace is a public write key, not a secret).
 
 Extras are listed in :data:`EXTRA_FIELDS`, the single table from which the Airflow connection form is also derived (provider
@@ -198,10 +200,12 @@ EXTRA_FIELDS: tuple[ExtraField, ...] = (
 )
 _EXTRAS_BY_NAME = {f.name: f for f in EXTRA_FIELDS}
 
-#: Standard fields hidden in the form: the namespace is not a password, there is no schema, and a port goes in the host URL.
-HIDDEN_FIELDS: tuple[str, ...] = ("schema", "port", "password")
+#: Standard fields hidden in the form: the namespace is not a password and there is no schema. The port stays: it is optional
+#: (it can also be written in the host), but the Airflow 3.3.2 UI's Test button answers "Bad Request" for a connection
+#: saved without one (apache/airflow#73298), so the form offers it with the https default as placeholder.
+HIDDEN_FIELDS: tuple[str, ...] = ("schema", "password")
 RELABELING: dict[str, str] = {"login": "Namespace", "host": "API base URL"}
-PLACEHOLDERS: dict[str, str] = {"login": "bluestore", "host": DEFAULT_BASE_URL}
+PLACEHOLDERS: dict[str, str] = {"login": "bluestore", "host": DEFAULT_BASE_URL, "port": "443"}
 
 _JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean", "string": "string"}
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {"number": (int, float), "integer": (int,), "boolean": (bool,), "string": (str,)}

@@ -92,6 +92,25 @@ def test_port_from_the_uri_form_joins_the_host() -> None:
     assert parse("http://127.0.0.1", port=8765).base_url == "http://127.0.0.1:8765"
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        (None, 443, "https://api.bluecore.app"),  # the form's placeholder, typed in: the default port adds nothing
+        ("https://api.bluecore.app", "443", "https://api.bluecore.app"),  # the 2.x form and URIs give text
+        ("https://api.bluecore.app:443", 443, "https://api.bluecore.app"),  # said twice, consistently
+        ("https://api.bluecore.app", 8443, "https://api.bluecore.app:8443"),
+    ],
+)
+def test_port_from_the_form_field(host: str | None, port: Any, url: str) -> None:
+    assert parse(host, port=port).base_url == url
+
+
+@pytest.mark.parametrize("port", [0, 65536, "https", -1])
+def test_port_outside_the_tcp_range_is_an_error(port: Any) -> None:
+    with pytest.raises(BluecoreConfigError, match="port: must be a whole number between 1 and 65535"):
+        parse("https://api.bluecore.app", port=port)
+
+
 def test_port_contradicting_the_host_is_an_error() -> None:
     with pytest.raises(BluecoreConfigError, match="port: 8000 contradicts the port 8765 in host"):
         parse("http://127.0.0.1:8765", port=8000)

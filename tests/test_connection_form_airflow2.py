@@ -136,8 +136,9 @@ def test_edit_form_shows_the_stored_extras(form_class: Any) -> None:
     assert shown == {"timeout": 7.5, "device": "warehouse", "allow_insecure_http": True}
 
 
-def test_namespace_and_base_url_placeholders_reach_the_webserver() -> None:
+def test_namespace_base_url_and_port_placeholders_reach_the_webserver() -> None:
     from airflow.providers_manager import ProvidersManager
 
     behaviour = ProvidersManager().field_behaviours["bluecore"]
-    assert behaviour["placeholders"] == {"login": "bluestore", "host": DEFAULT_BASE_URL}
+    assert behaviour["placeholders"] == {"login": "bluestore", "host": DEFAULT_BASE_URL, "port": "443"}
+    assert behaviour["hidden_fields"] == ["schema", "password"]

@@ -102,7 +102,7 @@ def test_airflow_sees_the_field_behaviour() -> None:
     from airflow.providers_manager import ProvidersManager
 
     behaviour = ProvidersManager().field_behaviours["bluecore"]
-    assert behaviour["hidden_fields"] == ["schema", "port", "password"]
+    assert behaviour["hidden_fields"] == ["schema", "password"]
     assert behaviour["relabeling"] == {"login": "Namespace", "host": "API base URL"}
 
 

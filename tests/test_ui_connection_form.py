@@ -4,9 +4,10 @@ One api-server (throwaway AIRFLOW_HOME, ``[core] test_connection = Enabled``) an
 stopped at the end. The form is compared with the provider's single form table (``config.EXTRA_FIELDS`` through
 ``get_provider_info()``), not with a copy of it. Screenshots go to ``test-artifacts/connection-form/``.
 
-Airflow 3.3.2's Test button answers "Bad Request" for a connection without a stored port (apache/airflow#73298, fixed
-upstream), which is every connection made in the Bluecore form: that test is a strict xfail while the bug is present, and the
-button's success and failure messages are checked on connections stored with a port through the REST API.
+Airflow 3.3.2's Test button answers "Bad Request" for a connection saved without a port (apache/airflow#73298, fixed
+upstream), so the Bluecore form shows the Port field and the Test-button tests fill it in, as the README tells users to. One
+test saves a connection without a port: it is a strict xfail while the Airflow bug is present, and fails once Airflow ships the
+fix, to remind us to relax the README.
 
 Airflow 2.x has no api-server: these tests carry the ``airflow3`` marker and are deselected there by design; the 2.x form is
 checked without a browser in ``test_connection_form_airflow2.py``.
@@ -97,26 +98,45 @@ def hook_meta(server: AirflowApiServer) -> dict[str, Any]:
     return entry
 
 
-@pytest.fixture(scope="module")
-def form_connection(server: AirflowApiServer, sandbox: SandboxServer, browser: Browser) -> dict[str, Any]:
-    """A connection made the way a user makes it: Admin -> Connections -> Add Connection -> Bluecore, filled in, saved."""
+def save_from_form(
+    browser: Browser,
+    server: AirflowApiServer,
+    conn_id: str,
+    url: str,
+    port: int | None,
+    *,
+    via_menu: bool = False,
+    shots: str = "",
+) -> dict[str, Any]:
+    """Make a connection the way a user makes it: Add Connection -> Bluecore, filled in, saved; return it as stored.
+
+    With ``shots``, the extras are typed as well (``TYPED_EXTRAS``) and the filled form is photographed as ``<shots>-*.png``."""
     tab = new_page(browser)
     try:
-        dialog = open_bluecore_form(tab, server, via_menu=True)
-        dialog.get_by_label("Connection ID").fill(FORM_CONN_ID)
+        dialog = open_bluecore_form(tab, server, via_menu=via_menu)
+        dialog.get_by_label("Connection ID").fill(conn_id)
         dialog.get_by_label("Namespace").fill("bluestore")
-        dialog.get_by_label("API base URL").fill(sandbox.url)
-        dialog.screenshot(path=SHOTS / "form-filled.png")
-        dialog.get_by_role("button", name="Extra Fields", exact=True).click()
-        for name, typed in TYPED_EXTRAS.items():
-            extra_input(dialog, name).fill(typed)
-        dialog.screenshot(path=SHOTS / "form-filled-extras.png")
+        dialog.get_by_label("API base URL").fill(url)
+        if port is not None:
+            dialog.get_by_label("Port").fill(str(port))
+        if shots:
+            dialog.screenshot(path=SHOTS / f"{shots}.png")
+            dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+            for name, typed in TYPED_EXTRAS.items():
+                extra_input(dialog, name).fill(typed)
+            dialog.screenshot(path=SHOTS / f"{shots}-extras.png")
         dialog.get_by_role("button", name="Save").click()
         expect(dialog).to_be_hidden()
-        expect(connection_row(tab, FORM_CONN_ID)).to_be_visible()
+        expect(connection_row(tab, conn_id)).to_be_visible()
     finally:
         tab.close()
-    return server.get(f"/api/v2/connections/{FORM_CONN_ID}")
+    return server.get(f"/api/v2/connections/{conn_id}")
+
+
+@pytest.fixture(scope="module")
+def form_connection(server: AirflowApiServer, sandbox: SandboxServer, browser: Browser) -> dict[str, Any]:
+    """Made through Admin -> Connections -> Add Connection -> Bluecore: the sandbox's address and port, and some extras."""
+    return save_from_form(browser, server, FORM_CONN_ID, "http://127.0.0.1", sandbox.port, via_menu=True, shots="form-filled")
 
 
 # -- page helpers --------------------------------------------------------------------------------------------------------
@@ -174,8 +194,7 @@ def shown_number(value: float | None) -> str:
 
 def ui_test_button_refuses_portless(server: AirflowApiServer, conn: dict[str, Any]) -> bool:
     """Whether this Airflow has the bug fixed upstream in apache/airflow#73298: Airflow 3.3.2's Test button sends
-    ``port: Number(null)``, i.e. 0, and the API answers 400 "Bad Request" to any connection without a stored port. The
-    Bluecore form hides the port (it belongs in the API base URL), so a connection made in the form has none."""
+    ``port: Number(null)``, i.e. 0, for a connection without a port, and the API answers 400 "Bad Request" to it."""
     as_the_ui_sends_it = {**{k: conn[k] for k in ("connection_id", "conn_type", "host", "login", "extra")}, "port": 0}
     return requests.post(f"{server.url}/api/v2/connections/test", json=as_the_ui_sends_it, timeout=30).status_code == 400
 
@@ -197,7 +216,9 @@ def test_hook_meta_shows_namespace_and_base_url(hook_meta: dict[str, Any]) -> No
 def test_hook_meta_hides_the_unused_standard_fields(hook_meta: dict[str, Any]) -> None:
     hidden = {name for name, field in hook_meta["standard_fields"].items() if field and field["hidden"]}
     assert hidden == {"url_schema" if name == "schema" else name for name in HIDDEN_FIELDS}  # the UI calls schema url_schema
-    assert hidden == {"url_schema", "port", "password"}
+    assert hidden == {"url_schema", "password"}
+    port = hook_meta["standard_fields"]["port"]
+    assert (port["hidden"], port["placeholder"]) == (False, "443")  # shown: Airflow 3.3.2's Test button needs a stored port
 
 
 def test_hook_meta_has_every_extra_field_of_the_form_table(hook_meta: dict[str, Any]) -> None:
@@ -235,7 +256,8 @@ def test_form_shows_namespace_and_base_url_and_nothing_unused(page: Page, server
     dialog.screenshot(path=SHOTS / "form-empty.png")
     expect(dialog.get_by_label("Namespace")).to_have_attribute("placeholder", "bluestore")
     expect(dialog.get_by_label("API base URL")).to_have_attribute("placeholder", "https://api.bluecore.app")
-    for name in ("login", "host"):
+    expect(dialog.get_by_label("Port")).to_have_attribute("placeholder", "443")
+    for name in ("login", "host", "port"):
         expect(dialog.locator(f'input[name="{name}"]')).to_be_visible()
     for name in HIDDEN_FIELDS:
         expect(dialog.locator(f'[name="{name}"]')).to_have_count(0)
@@ -265,18 +287,16 @@ def test_form_shows_every_extra_field_with_label_type_and_default(page: Page, se
 
 
 def test_connection_saved_from_the_form_is_a_bluecore_connection(form_connection: dict[str, Any], sandbox: SandboxServer) -> None:
-    assert (form_connection["conn_type"], form_connection["login"], form_connection["host"]) == (
-        "bluecore",
-        "bluestore",
-        sandbox.url,
-    )
+    stored = tuple(form_connection[k] for k in ("conn_type", "login", "host", "port"))
+    assert stored == ("bluecore", "bluestore", "http://127.0.0.1", sandbox.port)
     assert json.loads(form_connection["extra"]).items() >= STORED_EXTRAS.items()
 
 
 def test_connection_saved_from_the_form_reads_as_the_values_typed(
     form_connection: dict[str, Any], sandbox: SandboxServer
 ) -> None:
-    config = BluecoreConfig.from_connection(form_connection["login"], form_connection["host"], form_connection["extra"])
+    conn = form_connection
+    config = BluecoreConfig.from_connection(conn["login"], conn["host"], conn["extra"], port=conn["port"])
     assert (config.namespace, config.base_url, config.timeout, config.max_retries) == ("bluestore", sandbox.url, 7.5, 2)
     assert (config.max_events_per_second, config.device, config.concurrency) == (250, "warehouse", 16)  # untouched: default
 
@@ -284,39 +304,41 @@ def test_connection_saved_from_the_form_reads_as_the_values_typed(
 def test_connection_saved_from_the_form_passes_the_api_connection_test(
     form_connection: dict[str, Any], server: AirflowApiServer
 ) -> None:
-    body = {k: form_connection[k] for k in ("connection_id", "conn_type", "host", "login", "extra")}
+    body = {k: form_connection[k] for k in ("connection_id", "conn_type", "host", "port", "login", "extra")}
     result = server.post("/api/v2/connections/test", body)
     assert result["status"] is True, result["message"]
 
 
 def test_test_button_on_the_form_connection_shows_success(
-    form_connection: dict[str, Any], page: Page, server: AirflowApiServer, sandbox: SandboxServer, request: pytest.FixtureRequest
+    form_connection: dict[str, Any], page: Page, server: AirflowApiServer, sandbox: SandboxServer
 ) -> None:
-    if ui_test_button_refuses_portless(server, form_connection):
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="Airflow 3.3.2 bug (port 0 vs none), fixed in apache/airflow#73298")
-        )
-    kind, title, message = press_test(page, server, FORM_CONN_ID, "test-form-connection.png")
-    assert (kind, title) == ("success", "Test Connection Successful"), message
-    assert sandbox.endpoint_url in message
-
-
-def test_test_button_shows_the_hook_success_message(page: Page, server: AirflowApiServer, sandbox: SandboxServer) -> None:
-    """Stored with a port (through the API: the form hides it), so that Airflow 3.3.2's Test button accepts it."""
-    conn = {"connection_id": "bluecore_sandbox", "conn_type": "bluecore", "login": "bluestore"}
-    server.post("/api/v2/connections", {**conn, "host": "http://127.0.0.1", "port": sandbox.port}, expect=201)
-    kind, title, message = press_test(page, server, "bluecore_sandbox", "test-success.png")
+    kind, title, message = press_test(page, server, FORM_CONN_ID, "test-success.png")
     assert (kind, title) == ("success", "Test Connection Successful"), message
     assert message.startswith(f"{sandbox.endpoint_url} is reachable: it answered HTTP")
     assert message.endswith("(namespace 'bluestore'). No event was sent.")
     assert sandbox.counters.snapshot()["requests"] == 0  # the test sent no event
 
 
-def test_test_button_shows_a_clear_failure_for_an_unreachable_host(page: Page, server: AirflowApiServer) -> None:
-    """A closed port on 127.0.0.1, stored with a port for the same reason as above."""
+def test_test_button_shows_a_clear_failure_for_an_unreachable_host(
+    page: Page, server: AirflowApiServer, browser: Browser
+) -> None:
+    """Made in the form like the one above, but pointing at a closed port on 127.0.0.1."""
     closed = free_port()
-    conn = {"connection_id": "bluecore_unreachable", "conn_type": "bluecore", "login": "bluestore"}
-    server.post("/api/v2/connections", {**conn, "host": "http://127.0.0.1", "port": closed}, expect=201)
+    save_from_form(browser, server, "bluecore_unreachable", "http://127.0.0.1", closed)
     kind, title, message = press_test(page, server, "bluecore_unreachable", "test-failure.png")
     assert (kind, title) == ("error", "Test Connection Failed"), message
     assert message == f"Cannot reach http://127.0.0.1:{closed}/api/track/mobile/v1: Connection refused (ConnectionError)"
+
+
+def test_test_button_on_a_connection_saved_without_a_port(
+    page: Page, server: AirflowApiServer, sandbox: SandboxServer, browser: Browser, request: pytest.FixtureRequest
+) -> None:
+    """The port written in the API base URL and the Port field left empty: the Airflow bug's case."""
+    conn = save_from_form(browser, server, "bluecore_portless", sandbox.url, None)
+    assert (conn["host"], conn["port"]) == (sandbox.url, None)
+    if ui_test_button_refuses_portless(server, conn):
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="Airflow 3.3.2 bug (port 0 vs none), fixed in apache/airflow#73298")
+        )
+    kind, title, message = press_test(page, server, "bluecore_portless", "test-portless.png")
+    assert (kind, title) == ("success", "Test Connection Successful"), message
