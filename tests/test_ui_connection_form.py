@@ -342,3 +342,21 @@ def test_test_button_on_a_connection_saved_without_a_port(
         )
     kind, title, message = press_test(page, server, "bluecore_portless", "test-portless.png")
     assert (kind, title) == ("success", "Test Connection Successful"), message
+
+
+def test_setting_the_port_on_a_portless_connection_makes_the_test_button_work(
+    page: Page, server: AirflowApiServer, sandbox: SandboxServer, browser: Browser
+) -> None:
+    """The README's remedy for "Bad Request": edit the connection, fill in Port, save, press Test again."""
+    save_from_form(browser, server, "bluecore_port_added", sandbox.url, None)
+    page.goto(f"{server.url}/connections")
+    connection_row(page, "bluecore_port_added").get_by_role("button", name="Edit Connection").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("API base URL")).to_have_value(sandbox.url)
+    dialog.get_by_label("Port").fill(str(sandbox.port))
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    assert server.get("/api/v2/connections/bluecore_port_added")["port"] == sandbox.port
+    kind, title, message = press_test(page, server, "bluecore_port_added", "test-port-added.png")
+    assert (kind, title) == ("success", "Test Connection Successful"), message
+    assert message.startswith(f"{sandbox.endpoint_url} is reachable")
