@@ -29,7 +29,8 @@ $(VENV211)/.installed: pyproject.toml Makefile $(VENV)/.installed
 venv: $(VENV)/.installed
 venv-211: $(VENV211)/.installed
 
-# Debian packages the tests need (headless Chromium for the page tests). Installed only where missing; needs root or sudo.
+# Debian packages the tests need (headless Chromium for the page tests, a MariaDB server for the MySQL-family sync state).
+# Installed only where missing; needs root or sudo. Neither is left running: the tests start their own throwaway servers.
 system-deps:
 	@bash scripts/system-deps.sh
 

@@ -1,7 +1,7 @@
 """Sync state: what a sync delivered, so a rerun sends only what changed, never twice, and keeps what failed.
 
 A plain module (no Airflow import), built on SQLAlchemy Core only. It runs on SQLAlchemy 1.4 and 2.x, on SQLite and
-PostgreSQL (native upserts), and on other dialects such as MySQL through a portable read-then-write fallback.
+PostgreSQL (native upserts), and on other dialects such as MySQL through a portable read-then-write path (tested on MariaDB).
 
 The Events API answers 202 to everything and has no idempotency key, so the provider itself remembers, per event key, what it
 last sent and how that went::

@@ -2,7 +2,8 @@
 # Installs the Debian packages the test-suite needs, only where they are missing. Idempotent and quiet when all is there.
 set -euo pipefail
 need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)                    # the browser tests (connection form, sandbox page)
+{ [ -x /usr/sbin/mariadbd ] || command -v mariadbd; } >/dev/null 2>&1 || need+=(mariadb-server)  # MySQL-family sync state
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -81,3 +81,12 @@ def postgres_url() -> Iterator[str]:
 
     with postgres_cluster() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A real MariaDB server on 127.0.0.1 (throwaway data directory), as ``mysql+pymysql://root@127.0.0.1:PORT/bluecore``."""
+    from tests.mariadb import mariadb_server
+
+    with mariadb_server() as url:
+        yield url

@@ -23,10 +23,12 @@ from airflow_provider_bluecore.sync_state import (
 JANE = "customer_patch:jane@example.com"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("mariadb", marks=pytest.mark.mariadb)]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    """A fresh store: an SQLite file, or its own tables on the test PostgreSQL server."""
-    url = f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    """A fresh store: an SQLite file, or its own tables on the test PostgreSQL or MariaDB server."""
+    url = f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite" else request.getfixturevalue(f"{request.param}_url")
     with StateStore(url, table_prefix=f"t{uuid.uuid4().hex[:8]}_") as s:
         yield s
 

@@ -161,6 +161,21 @@ def test_the_state_can_live_in_postgres(
     assert StateStore(postgres_url).sync("pg.sync").counts()["delivered"] == 1
 
 
+@pytest.mark.mariadb
+def test_the_state_can_live_in_mariadb_through_the_state_db_setting(
+    warehouse: Path, bluecore_conn: StubBluecore, mariadb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MySQL-family databases take the portable read-then-write path; ``[bluecore] state_db`` takes any SQLAlchemy URL."""
+    monkeypatch.setenv("AIRFLOW__BLUECORE__STATE_DB", mariadb_url)
+    put(warehouse, "customers", ("a@x.co", "a@x.co", "gold"), ("b@x.co", "b@x.co", "silver"))
+    assert sync(sync_id="maria.sync")["sent"] == 2
+    put(warehouse, "customers", ("a@x.co", "a@x.co", "gold"), ("b@x.co", "b@x.co", "gold"))
+    summary = sync(sync_id="maria.sync")
+    assert (summary["sent"], summary["skipped_unchanged"]) == (1, 1)
+    assert arrived(bluecore_conn)[-1] == ("customer_patch", "b@x.co")
+    assert StateStore(mariadb_url).sync("maria.sync").counts()["delivered"] == 2
+
+
 KILLED_SYNC = """
 from airflow_provider_bluecore.transfers.sql_to_bluecore import SqlToBluecoreOperator
 SqlToBluecoreOperator(task_id="push", conn_id="warehouse", sql="SELECT * FROM customers", max_rejected=None).execute({})
