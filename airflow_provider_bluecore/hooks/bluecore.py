@@ -60,7 +60,8 @@ class BluecoreHook(BaseHook):
     use of :attr:`session`. Use the hook as a context manager (or call :meth:`close`) to release the pooled connections.
 
     :param bluecore_conn_id: the `bluecore` connection: ``login`` is the namespace, ``host`` the API base URL (default
-        ``https://api.bluecore.app``), extras as in :data:`airflow_provider_bluecore.config.EXTRA_FIELDS`.
+        ``https://api.bluecore.app``), ``port`` optional (joined to the host), extras as in
+        :data:`airflow_provider_bluecore.config.EXTRA_FIELDS`.
     """
 
     conn_name_attr = "bluecore_conn_id"
