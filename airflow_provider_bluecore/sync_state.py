@@ -415,6 +415,8 @@ class SyncSession:
         self._buffer: dict[str, dict[str, Any]] = {}
         self._buffer_since = 0.0
         self._t = store.table
+        self._native_statement: Any = None  # the upsert statement, built on first write
+        self._sqlite_upsert: tuple[str, list[str]] | None = None  # the compiled SQLite upsert and its parameter order
 
     def __enter__(self) -> SyncSession:
         return self
@@ -513,7 +515,7 @@ class SyncSession:
         for key in keys & self._buffer.keys():
             b = self._buffer[key]
             old = known.get(key)
-            delivered_at = True if b["delivered"] else (old[3] if old is not None else None)
+            delivered_at = True if b["status"] == "delivered" else (old[3] if old is not None else None)
             failed_run = b["failed_run"]
             if old is not None and old[1] == b["status"] == "failed" and old[2] == b["fingerprint"]:
                 failed_run = old[5]  # failed again: it keeps its place (and stays "being resent")
@@ -623,7 +625,6 @@ class SyncSession:
             "payload": payload if status == "failed" else None,
             "failed_run": self.run_id if status == "failed" else None,
             "failed_seq": self._seq if status == "failed" else None,
-            "delivered": status == "delivered",
         }
         self.stats.recorded[status] += 1
         self._maybe_flush()
@@ -642,16 +643,11 @@ class SyncSession:
         if self.store.engine.dialect.name == "sqlite":
             now = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # type: ignore[union-attr]  # SQLAlchemy's SQLite storage format
         rows = []
+        sync_id, partition = self.sync_id, self.partition
         for key in sorted(self._buffer):  # one key order for every writer, so concurrent upserts cannot deadlock
-            b = self._buffer[key]
-            row = {k: v for k, v in b.items() if k != "delivered"}
-            row.update(
-                sync_id=self.sync_id,
-                sync_partition=self.partition,
-                created_at=now,
-                updated_at=now,
-                delivered_at=now if b["delivered"] else None,
-            )
+            row = self._buffer[key]  # completed in place: the buffer is cleared once written
+            row["sync_id"], row["sync_partition"], row["created_at"], row["updated_at"] = sync_id, partition, now, now
+            row["delivered_at"] = now if row["status"] == "delivered" else None
             rows.append(row)
         for attempt in range(6):
             try:
@@ -668,13 +664,31 @@ class SyncSession:
 
     def _upsert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         dialect = conn.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        if dialect == "sqlite":
+            # SQLAlchemy's per-row parameter processing costs more than SQLite's own work here; the statement has no
+            # literal binds, so hand the driver plain tuples in the compiled order (flush() gave the timestamps as text).
+            # Compiled once per session: compiling costs as much as writing a few hundred rows.
+            if self._sqlite_upsert is None:
+                compiled = self._native_upsert(dialect).compile(dialect=conn.dialect)
+                self._sqlite_upsert = str(compiled), list(compiled.positiontup or ())
+            sql, names = self._sqlite_upsert
+            conn.exec_driver_sql(sql, [tuple([row[n] for n in names]) for row in rows])
+        elif dialect == "postgresql":
+            conn.execute(self._native_upsert(dialect), rows)  # SQLAlchemy caches the compiled form itself
         else:
             self._upsert_portable(conn, rows)
-            return
+
+    def _native_upsert(self, dialect: str) -> Any:
+        """``INSERT ... ON CONFLICT DO UPDATE`` for SQLite or PostgreSQL, with the rules of :meth:`record` (built once)."""
+        if self._native_statement is None:
+            self._native_statement = self._build_native_upsert(dialect)
+        return self._native_statement
+
+    def _build_native_upsert(self, dialect: str) -> Any:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         t = self._t
         stmt = insert(t)
         new = stmt.excluded
@@ -682,7 +696,7 @@ class SyncSession:
         failed: sa.ColumnElement[str] = sa.literal_column("'failed'")
         same_event = sa.and_(t.c.fingerprint == new.fingerprint, t.c.status != delivered)
         still_failing = sa.and_(new.status == failed, t.c.status == failed, t.c.fingerprint == new.fingerprint)
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=[t.c.sync_id, t.c.event_key],
             set_={
                 "sync_partition": new.sync_partition,
@@ -698,14 +712,6 @@ class SyncSession:
                 "delivered_at": sa.func.coalesce(new.delivered_at, t.c.delivered_at),
             },
         )
-        if dialect == "sqlite":
-            # SQLAlchemy's per-row parameter processing costs more than SQLite's own work here; the statement has no
-            # literal binds, so hand the driver plain tuples in the compiled order (flush() gave the timestamps as text).
-            compiled = stmt.compile(dialect=conn.dialect)
-            names = list(compiled.positiontup or ())
-            conn.exec_driver_sql(str(compiled), [tuple([row[n] for n in names]) for row in rows])
-        else:
-            conn.execute(stmt, rows)
 
     def _upsert_portable(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Read-then-write for dialects without ``ON CONFLICT`` (MySQL and others); same rules as the native upsert."""
