@@ -14,12 +14,21 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Row", "discover"]
+__all__ = ["Row", "discover", "report"]
 
 Row = dict[str, Any]
+
+
+def report(rows: Iterable[Row]) -> int:
+    """Print one line per row as it completes (a module run alone); return the exit status: 0 when every target is met."""
+    ok = True
+    for row in rows:
+        ok = ok and bool(row["ok"])
+        print(f"{'PASS' if row['ok'] else 'FAIL'} {row['name']}: {row['measured']} (target {row['target']})", flush=True)
+    return 0 if ok else 1
 
 
 def discover() -> dict[str, Callable[..., list[Row]]]:

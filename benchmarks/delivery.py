@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks import report
+
 REPO = Path(__file__).resolve().parent.parent
 ENDPOINT = "/api/track/mobile/v1"
 TARGET_SPEEDUP = 2.0
@@ -192,10 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_child is not None:
         _child_main(args.rss_child, args.rss_http)
         return 0
-    rows = results(quick=args.quick, http_rss=args.rss_http)
-    for row in rows:
-        print(f"{'PASS' if row['ok'] else 'FAIL'} {row['name']}: {row['measured']} (target {row['target']})")
-    return 0 if all(row["ok"] for row in rows) else 1
+    return report(results(quick=args.quick, http_rss=args.rss_http))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import report
 from benchmarks._server import posts_received, running_server
 
 THROUGHPUT_ROWS = 100_000
@@ -237,10 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         _run_child(json.loads(args.child))
         return 0
-    rows = results(quick=args.quick, http_rss=args.rss_http)
-    for row in rows:
-        print(f"{'PASS' if row['ok'] else 'FAIL'} {row['name']}: {row['measured']} (target {row['target']})")
-    return 0 if all(row["ok"] for row in rows) else 1
+    return report(results(quick=args.quick, http_rss=args.rss_http))
 
 
 if __name__ == "__main__":

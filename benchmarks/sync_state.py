@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks import report
+
 RESYNC_ROWS = 1_000_000
 BOOKKEEPING_ROWS = 100_000
 TARGET_RESYNC = 0.30
@@ -163,17 +165,16 @@ def results(quick: bool = False) -> Iterator[dict[str, Any]]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x fewer rows (a smoke run; figures do not count)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _run_child(json.loads(args.child))
-        return
-    for row in results(quick=args.quick):
-        print(f"{'ok ' if row['ok'] else 'MISS'}  {row['name']}: {row['measured']} (target {row['target']})", flush=True)
+        return 0
+    return report(results(quick=args.quick))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.ui_support import free_port
+
 DATABASE = "bluecore"
 
 
@@ -26,12 +28,6 @@ def _binary(*names: str) -> str:
         if found:
             return found
     raise RuntimeError(f"MariaDB server binaries ({', '.join(names)}) were not found; run `make system-deps`")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _accepts(port: int) -> bool:
@@ -47,7 +43,7 @@ def mariadb_server() -> Iterator[str]:
     """Start a server; yield a SQLAlchemy URL ``mysql+pymysql://root@127.0.0.1:PORT/bluecore`` (the database exists)."""
     server, install = _binary("mariadbd", "mysqld"), _binary("mariadb-install-db", "mysql_install_db")
     workdir = Path(tempfile.mkdtemp(prefix="bluecore-mariadb-"))
-    datadir, port = workdir / "data", _free_port()
+    datadir, port = workdir / "data", free_port()
     as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses to run as root unless told to
     try:
         subprocess.run(

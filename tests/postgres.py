@@ -11,12 +11,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.ui_support import free_port
 
 
 def _bindir() -> Path:
@@ -29,12 +30,6 @@ def _bindir() -> Path:
     return Path(candidates[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def postgres_cluster() -> Iterator[str]:
     """Start a cluster; yield a SQLAlchemy/psycopg2 URL ``postgresql://postgres@127.0.0.1:PORT/postgres``."""
@@ -42,7 +37,7 @@ def postgres_cluster() -> Iterator[str]:
     as_root = os.geteuid() == 0
     workdir = Path(tempfile.mkdtemp(prefix="bluecore-pg-"))
     datadir = workdir / "data"
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str) -> None:
         cmd = [str(bindir / args[0]), *args[1:]]

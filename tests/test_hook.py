@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable
 from urllib.parse import quote
@@ -16,6 +15,7 @@ from airflow_provider_bluecore.exceptions import BluecoreApiError, BluecoreConfi
 from airflow_provider_bluecore.hooks.bluecore import BluecoreHook, _excerpt, _unreachable_reason
 from tests.conftest import conn_json
 from tests.stub_server import Received, StubBluecore
+from tests.ui_support import free_port
 
 VIEW = {"event": "viewed_product", "properties": {"distinct_id": "jane@example.com", "products": [{"id": "1234"}]}}
 
@@ -46,12 +46,6 @@ def answered(server: StubBluecore, n: int) -> list[Received]:
     while len(server.received) < n and time.monotonic() < deadline:
         time.sleep(0.01)
     return server.received
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_init_does_no_io() -> None:
@@ -199,7 +193,7 @@ def test_test_connection_succeeds_without_sending_an_event(stub: StubBluecore) -
 
 
 def test_test_connection_fails_on_a_closed_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_CLOSED", conn_json(f"http://127.0.0.1:{_free_port()}"))
+    monkeypatch.setenv("AIRFLOW_CONN_CLOSED", conn_json(f"http://127.0.0.1:{free_port()}"))
     ok, message = BluecoreHook("closed").test_connection()
     assert not ok
     assert "Cannot reach" in message

@@ -1,6 +1,7 @@
 """Support for the connection-form tests: a real Airflow 3 api-server in a throwaway AIRFLOW_HOME, and headless Chromium.
 
 Nothing here sleeps for a fixed time: every wait polls a condition against a deadline and fails with what it saw.
+:func:`free_port` is also what the PostgreSQL and MariaDB fixtures and the closed-port tests listen on or connect to.
 """
 
 from __future__ import annotations
