@@ -211,7 +211,7 @@ def _add_validate(subparsers: Any) -> None:
     parser.add_argument("file", metavar="FILE", help="the events: JSON lines or a JSON array; - for standard input")
     parser.add_argument("--namespace", metavar="NS", help="the namespace every event's token must match")
     parser.add_argument(
-        "--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES, metavar="N", help="largest event accepted"
+        "--max-event-bytes", type=whole_number(1), default=DEFAULT_MAX_EVENT_BYTES, metavar="N", help="largest event accepted"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per invalid event instead of text")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")

@@ -118,6 +118,15 @@ def test_validate_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.C
     assert "cannot read" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["validate", "sandbox"])
+@pytest.mark.parametrize("size", ["-1", "0"])
+def test_max_event_bytes_below_one_is_a_usage_error(command: str, size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(command, "--max-event-bytes", size, *(["-"] if command == "validate" else []))
+    assert exited.value.code == 2
+    assert f"argument --max-event-bytes: '{size}' must be at least 1" in capsys.readouterr().err
+
+
 def test_validate_and_sandbox_never_import_airflow(tmp_path: Path) -> None:
     code = (
         "import sys; from airflow_provider_bluecore.cli import main, build_parser; build_parser();"

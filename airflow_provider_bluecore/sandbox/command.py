@@ -74,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--reset", action="store_true", help="empty the --db file before serving")
     parser.add_argument("--namespace", metavar="NS", help="accept only events whose token is NS (default: any non-empty token)")
     parser.add_argument(
-        "--max-event-bytes", type=whole_number(0), default=DEFAULT_MAX_EVENT_BYTES, metavar="N", help="largest event accepted"
+        "--max-event-bytes", type=whole_number(1), default=DEFAULT_MAX_EVENT_BYTES, metavar="N", help="largest event accepted"
     )
     faults = parser.add_argument_group("fault injection (applied to POST /api/track/mobile/v1 only)")
     faults.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS", help="added before answering each event")
